@@ -1,1 +1,5 @@
-fn main() {}
+//! One integration-test binary (one shared PostgreSQL 18 for all of it);
+//! each module is one area of behaviour.
+
+mod migrations;
+mod schema;
