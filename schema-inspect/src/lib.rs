@@ -16,6 +16,10 @@
 //! # Ok(()) }
 //! ```
 
+mod describe;
+
+pub use describe::describe;
+
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -41,6 +45,54 @@ pub enum InspectError {
     /// psql ran but reported an error.
     #[error("psql failed: {0}")]
     Psql(String),
+    /// The table to describe does not exist.
+    #[error("table {0} not found")]
+    NotFound(String),
+    /// The table uses a feature the Rust `\d+` renderer does not print.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The table whose `\d+` is the specification.
+pub const SPEC_TABLE: &str = "refresh_session";
+
+/// Separates the `\d+` text from the snapshot in [`schema_text`].
+pub const SNAPSHOT_HEADING: &str = "-- Everything else the migrations own (not shown by \\d+):\n\n";
+
+/// What `migration schema describe` prints and `schema check` compares: psql
+/// 18's `\d+ auth.refresh_session` (rendered by [`describe`], no psql needed),
+/// then [`SNAPSHOT_HEADING`] and the [`snapshot`] of everything else.
+pub async fn schema_text<C: ConnectionTrait>(db: &C) -> Result<String, InspectError> {
+    Ok(join_schema_text(
+        &describe(db, SCHEMA, SPEC_TABLE).await?,
+        &snapshot(db).await?,
+    ))
+}
+
+/// Joins a `\d+` text and a snapshot the way [`schema_text`] does, so the
+/// committed expectation can be assembled from its two files.
+pub fn join_schema_text(describe: &str, snapshot: &str) -> String {
+    format!("{describe}\n{SNAPSHOT_HEADING}{snapshot}")
+}
+
+/// A unified diff (3 lines of context) from `expected` to `actual`, or `None`
+/// when they are equal.
+pub fn unified_diff(
+    expected: &str,
+    actual: &str,
+    expected_name: &str,
+    actual_name: &str,
+) -> Option<String> {
+    if expected == actual {
+        return None;
+    }
+    Some(
+        similar::TextDiff::from_lines(expected, actual)
+            .unified_diff()
+            .context_radius(3)
+            .header(expected_name, actual_name)
+            .to_string(),
+    )
 }
 
 /// Runs `psql -c '\d+ <table>'` and returns its output unchanged.
