@@ -31,7 +31,9 @@ mod m20261204_000004_create_refresh_session_table;
 mod m20261204_000005_create_admin_user_role;
 mod m20261204_000006_enable_refresh_session_rls;
 
-pub use change::{Change, Step};
+pub use change::{
+    CHECKSUM_TABLE, Change, Step, checksum, forget_checksum_sql, record_checksum_sql, up_script,
+};
 pub use m20261204_000001_create_auth_schema::require_server_version;
 
 /// The ordered list of migrations. Append new ones at the end; never edit one
