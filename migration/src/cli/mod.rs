@@ -1,28 +1,48 @@
 //! Command-line parsing and the exit-code contract. Errors are printed as one
 //! line on stderr (`error: …`) with a non-zero exit; nothing here panics on bad
 //! input.
+//!
+//! Exit codes (also in `--help`):
+//! - 0: success (`schema check`: the database matches the committed snapshot)
+//! - 1: failure, one line on stderr (bad input, unreachable database, failed
+//!   or refused migration, changed checksum)
+//! - 2: usage error (clap)
+//! - 3: `schema check` found differences (unified diff on stdout)
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use migration::{Migrator, MigratorTrait};
 use sea_orm_migration::sea_orm::sqlx::Connection as _;
 use sea_orm_migration::sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection};
-use sea_orm_migration::sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, TransactionTrait,
-};
+use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use std::process::ExitCode;
 
+mod apply;
+mod lock;
 mod preview;
+mod schema;
 
 /// Exit code for a failed command (bad input, unreachable database, failed migration).
 const EXIT_FAILURE: u8 = 1;
+/// Exit code of `schema check` when the database differs from the snapshot.
+pub(crate) const EXIT_DRIFT: u8 = 3;
+
+const EXIT_CODES: &str = "Exit codes:
+  0  success (schema check: identical to the committed snapshot)
+  1  failure: one line on stderr (bad input, unreachable database, failed or refused migration)
+  2  usage error
+  3  schema check: the database differs from the committed snapshot (unified diff on stdout)";
 
 #[derive(Parser)]
 #[command(
     name = "migration",
     version,
     about = "Migrations for auth.refresh_session (PostgreSQL 18)",
-    after_help = "Exit codes: 0 success, 1 failure (message on stderr), 2 usage error."
+    long_about = "Migrations for auth.refresh_session (PostgreSQL 18).\n\n\
+        Commands that change the schema (up, down, fresh, refresh, reset) hold a \
+        PostgreSQL advisory lock for their whole run, so concurrent runs queue \
+        instead of racing. Every applied migration's sha256 is recorded; up refuses \
+        to run when an applied migration's source has changed since.",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// Database to migrate, e.g. postgres://user:pass@host:5432/app
@@ -45,30 +65,58 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply pending migrations (each in its own transaction)
+    /// Apply pending migrations, each in its own transaction, under the
+    /// migration lock; progress and timings on stderr
+    #[command(after_help = EXIT_CODES)]
     Up {
         /// Apply at most this many pending migrations
         #[arg(short, long)]
         num: Option<u32>,
+        /// Print the SQL the pending migrations would run, change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
-    /// Roll back applied migrations
+    /// Roll back applied migrations, newest first, under the migration lock
+    #[command(after_help = EXIT_CODES)]
     Down {
         /// How many applied migrations to roll back
         #[arg(short, long, default_value_t = 1)]
         num: u32,
     },
-    /// Show which migrations are applied and which are pending
+    /// Show each migration: pending, or applied with its checksum verdict
+    /// (ok, unverified, or CHECKSUM MISMATCH when its source changed)
+    #[command(after_help = EXIT_CODES)]
     Status,
-    /// Drop the auth schema and the migration table, then apply all migrations
+    /// Drop the auth schema and the migration tables, then apply all migrations
+    #[command(after_help = EXIT_CODES)]
     Fresh,
     /// Roll back all applied migrations, then apply all migrations
+    #[command(after_help = EXIT_CODES)]
     Refresh,
-    /// Roll back all applied migrations and drop the migration table
+    /// Roll back all applied migrations and drop the migration tables
+    #[command(after_help = EXIT_CODES)]
     Reset,
     /// Start a throwaway PostgreSQL 18 (DATABASE_URL's server, Docker, or
     /// embedded), apply all migrations to a scratch database and print the
     /// resulting schema. Needs nothing configured.
+    #[command(after_help = EXIT_CODES)]
     Preview,
+    /// Read the live schema back: describe it, or check it against the
+    /// committed snapshot
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Print psql 18's `\d+ auth.refresh_session` (rendered without psql),
+    /// then the snapshot of everything else the migrations own
+    #[command(after_help = EXIT_CODES)]
+    Describe,
+    /// Compare the database with the snapshot committed in spec/: exit 0 when
+    /// identical, exit 3 with a unified diff when not
+    #[command(after_help = EXIT_CODES)]
+    Check,
 }
 
 /// Runs the CLI and maps every error to one line on stderr.
@@ -82,7 +130,7 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => fail(error),
     }
 }
@@ -110,27 +158,37 @@ fn one_line(error: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Preview = cli.command {
-        return preview::run().await;
+        preview::run().await?;
+        return Ok(ExitCode::SUCCESS);
     }
     let url = cli
         .database_url
         .context("no database given: set DATABASE_URL or pass -u postgres://…")?;
     let db = connect(&url).await?;
+    let shown = shown_url(&url);
     match cli.command {
-        Command::Up { num } => Migrator::up(&db, num).await?,
-        Command::Down { num } => Migrator::down(&db, Some(num)).await?,
-        Command::Status => Migrator::status(&db).await?,
-        Command::Fresh => {
-            drop_owned_objects(&db).await?;
-            Migrator::up(&db, None).await?
-        }
-        Command::Refresh => Migrator::refresh(&db).await?,
-        Command::Reset => Migrator::reset(&db).await?,
+        Command::Up { num, dry_run: true } => apply::dry_run(&db, num).await?,
+        Command::Up {
+            num,
+            dry_run: false,
+        } => apply::locked(&db, &url, &shown, apply::Locked::Up(num)).await?,
+        Command::Down { num } => apply::locked(&db, &url, &shown, apply::Locked::Down(num)).await?,
+        Command::Status => apply::status(&db).await?,
+        Command::Fresh => apply::locked(&db, &url, &shown, apply::Locked::Fresh).await?,
+        Command::Refresh => apply::locked(&db, &url, &shown, apply::Locked::Refresh).await?,
+        Command::Reset => apply::locked(&db, &url, &shown, apply::Locked::Reset).await?,
+        Command::Schema(SchemaCommand::Describe) => schema::describe(&db).await?,
+        Command::Schema(SchemaCommand::Check) => return schema::check(&db).await,
         Command::Preview => unreachable!("handled above"),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The URL as it may appear in messages: password replaced by `***`.
+fn shown_url(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| "DATABASE_URL".to_owned(), |url| redact_password(&url))
 }
 
 /// Connects, turning failures into one readable line that names the server
@@ -170,18 +228,6 @@ pub(crate) async fn connect(url: &str) -> Result<DatabaseConnection> {
 
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// sea-orm's `fresh` drops the tables of the `public` schema only; ours live in
-/// `auth`, so `fresh` here drops what these migrations own, atomically.
-async fn drop_owned_objects(db: &DatabaseConnection) -> Result<()> {
-    let txn = db.begin().await?;
-    txn.execute_unprepared("DROP SCHEMA IF EXISTS auth CASCADE")
-        .await?;
-    txn.execute_unprepared("DROP TABLE IF EXISTS seaql_migrations")
-        .await?;
-    txn.commit().await?;
-    Ok(())
-}
-
 fn redact_password(url: &url::Url) -> String {
     let mut shown = url.clone();
     if shown.password().is_some() {
@@ -191,11 +237,12 @@ fn redact_password(url: &url::Url) -> String {
 }
 
 fn init_tracing(verbose: bool) {
-    // sea-orm-migration reports progress ("Applying migration …") through tracing.
+    // sea-orm-migration reports each step through tracing; the CLI prints its
+    // own progress with timings, so its messages only show with --verbose.
     let filter = if verbose {
         "debug"
     } else {
-        "sea_orm_migration=info"
+        "sea_orm_migration=warn"
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

@@ -39,13 +39,10 @@ async fn migrate_and_describe(server: &PgServer, database: &str) -> Result<Strin
     let url = server.url(database);
     let db = super::connect(&url).await?;
     Migrator::up(&db, None).await?;
-    let psql = pg_provider::binaries()?.join("psql");
-    let describe = schema_inspect::describe_table(&psql, &url, "auth.refresh_session")?;
-    let snapshot = schema_inspect::snapshot(&db).await?;
+    // The same text as `schema describe`: rendered in Rust, no psql needed.
+    let text = schema_inspect::schema_text(&db).await?;
     db.close().await?;
-    Ok(format!(
-        "{describe}\n-- Everything else the migrations own (not shown by \\d+):\n\n{snapshot}"
-    ))
+    Ok(text)
 }
 
 fn describe_kind(kind: ProviderKind) -> &'static str {
