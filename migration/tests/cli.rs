@@ -63,3 +63,28 @@ fn an_unknown_subcommand_is_a_usage_error() {
     let output = migration(&["sideways"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn every_subcommand_documents_its_exit_codes_in_help() {
+    for args in [
+        &["--help"][..],
+        &["up", "--help"],
+        &["down", "--help"],
+        &["status", "--help"],
+        &["fresh", "--help"],
+        &["refresh", "--help"],
+        &["reset", "--help"],
+        &["preview", "--help"],
+        &["schema", "--help"],
+        &["schema", "describe", "--help"],
+        &["schema", "check", "--help"],
+    ] {
+        let output = migration(args);
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert!(help.contains("Exit codes:"), "{args:?}: {help}");
+        assert!(help.contains("3  schema check"), "{args:?}: {help}");
+    }
+    let up = String::from_utf8_lossy(&migration(&["up", "--help"]).stdout).into_owned();
+    assert!(up.contains("--dry-run"), "{up}");
+}

@@ -166,6 +166,11 @@ pub async fn dry_run(db: &DatabaseConnection, num: Option<u32>) -> Result<()> {
     let pending = pending(&rows, num);
     if pending.is_empty() {
         eprintln!("nothing to apply: every migration is applied");
+    } else if !table_exists(db, "seaql_migrations").await? {
+        println!(
+            "-- sea-orm-migration first creates its table:\n{};\n",
+            install_sql()
+        );
     }
     for change in pending {
         print!("{}", dry_run_text(change));
@@ -194,6 +199,15 @@ pub fn dry_run_text(change: &dyn Change) -> String {
     text
 }
 
+/// sea-orm-migration's `install`: the statement it runs before migrating.
+fn install_sql() -> String {
+    use sea_orm_migration::sea_orm::{DbBackend, Schema};
+    let mut statement = Schema::new(DbBackend::Postgres)
+        .create_table_from_entity(sea_orm_migration::seaql_migrations::Entity);
+    statement.if_not_exists();
+    DbBackend::Postgres.build(&statement).to_string()
+}
+
 fn pending(rows: &[Row], num: Option<u32>) -> Vec<&'static dyn Change> {
     rows.iter()
         .filter(|row| row.state == State::Pending)
@@ -203,7 +217,11 @@ fn pending(rows: &[Row], num: Option<u32>) -> Vec<&'static dyn Change> {
 }
 
 /// Applies pending migrations one by one under the lock, with progress.
-async fn apply_pending(db: &DatabaseConnection, num: Option<u32>) -> Result<()> {
+async fn apply_pending(
+    db: &DatabaseConnection,
+    lock: &mut MigrationLock,
+    num: Option<u32>,
+) -> Result<()> {
     let (rows, unknown) = read_state(db).await?;
     if let Some(version) = unknown.first() {
         anyhow::bail!(
@@ -219,6 +237,7 @@ async fn apply_pending(db: &DatabaseConnection, num: Option<u32>) -> Result<()> 
     let total = pending.len();
     let started = Instant::now();
     for (index, change) in pending.into_iter().enumerate() {
+        lock.ensure_held().await?;
         eprintln!("[{}/{total}] applying {}", index + 1, change.name());
         let began = Instant::now();
         if let Err(error) = Migrator::up(db, Some(1)).await {
@@ -246,7 +265,11 @@ async fn apply_pending(db: &DatabaseConnection, num: Option<u32>) -> Result<()> 
 }
 
 /// Rolls back `num` applied migrations (all when `None`), newest first.
-async fn roll_back(db: &DatabaseConnection, num: Option<u32>) -> Result<()> {
+async fn roll_back(
+    db: &DatabaseConnection,
+    lock: &mut MigrationLock,
+    num: Option<u32>,
+) -> Result<()> {
     let (rows, _) = read_state(db).await?;
     let applied: Vec<_> = rows
         .iter()
@@ -262,6 +285,7 @@ async fn roll_back(db: &DatabaseConnection, num: Option<u32>) -> Result<()> {
     let total = applied.len();
     let started = Instant::now();
     for (index, change) in applied.into_iter().enumerate() {
+        lock.ensure_held().await?;
         eprintln!("[{}/{total}] rolling back {}", index + 1, change.name());
         let began = Instant::now();
         Migrator::down(db, Some(1)).await.with_context(|| {
@@ -323,38 +347,37 @@ pub async fn locked(
     shown: &str,
     command: Locked,
 ) -> Result<()> {
-    let lock = MigrationLock::acquire(url, shown).await?;
-    let result = match command {
-        Locked::Up(num) => apply_pending(db, num).await,
-        Locked::Down(num) => roll_back(db, Some(num)).await,
-        Locked::Fresh => {
-            async {
-                drop_owned_objects(db).await?;
-                apply_pending(db, None).await
-            }
-            .await
-        }
-        Locked::Refresh => {
-            async {
-                roll_back(db, None).await?;
-                apply_pending(db, None).await
-            }
-            .await
-        }
-        Locked::Reset => {
-            async {
-                roll_back(db, None).await?;
-                Migrator::uninstall(db).await?;
-                Ok(())
-            }
-            .await
-        }
-    };
+    let mut lock = MigrationLock::acquire(url, shown).await?;
+    let result = run_locked(db, &mut lock, command).await;
     // On failure the process exits and its session ends, which releases the
     // lock anyway; the command's own error is the one worth reporting.
     let released = lock.release().await;
     result?;
     released
+}
+
+async fn run_locked(
+    db: &DatabaseConnection,
+    lock: &mut MigrationLock,
+    command: Locked,
+) -> Result<()> {
+    match command {
+        Locked::Up(num) => apply_pending(db, lock, num).await,
+        Locked::Down(num) => roll_back(db, lock, Some(num)).await,
+        Locked::Fresh => {
+            drop_owned_objects(db).await?;
+            apply_pending(db, lock, None).await
+        }
+        Locked::Refresh => {
+            roll_back(db, lock, None).await?;
+            apply_pending(db, lock, None).await
+        }
+        Locked::Reset => {
+            roll_back(db, lock, None).await?;
+            Migrator::uninstall(db).await?;
+            Ok(())
+        }
+    }
 }
 
 /// sea-orm's `fresh` drops the tables of the `public` schema only; ours live in

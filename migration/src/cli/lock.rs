@@ -48,6 +48,26 @@ impl MigrationLock {
         Ok(Self { connection })
     }
 
+    /// Fails if the lock's connection is gone (server restart,
+    /// `pg_terminate_backend`): the lock went with it and another run may
+    /// already be migrating, so this run must stop before its next migration.
+    pub async fn ensure_held(&mut self) -> Result<()> {
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
+                              AND pid = pg_backend_pid() AND classid = ($1 >> 32)::oid
+                              AND objid = ($1 & 4294967295)::oid AND objsubid = 1)",
+        )
+        .bind(LOCK_KEY)
+        .fetch_one(&mut self.connection)
+        .await
+        .context("lost the connection that holds the migration lock; stopping before the next migration (rerun `migration up`)")?;
+        anyhow::ensure!(
+            held,
+            "the migration lock is no longer held; stopping before the next migration"
+        );
+        Ok(())
+    }
+
     /// Releases the lock and closes its connection.
     pub async fn release(mut self) -> Result<()> {
         sqlx::query("SELECT pg_advisory_unlock($1)")

@@ -103,8 +103,11 @@ enum Command {
     Preview,
     /// Read the live schema back: describe it, or check it against the
     /// committed snapshot
-    #[command(subcommand)]
-    Schema(SchemaCommand),
+    #[command(after_help = EXIT_CODES)]
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,8 +182,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Fresh => apply::locked(&db, &url, &shown, apply::Locked::Fresh).await?,
         Command::Refresh => apply::locked(&db, &url, &shown, apply::Locked::Refresh).await?,
         Command::Reset => apply::locked(&db, &url, &shown, apply::Locked::Reset).await?,
-        Command::Schema(SchemaCommand::Describe) => schema::describe(&db).await?,
-        Command::Schema(SchemaCommand::Check) => return schema::check(&db).await,
+        Command::Schema {
+            command: SchemaCommand::Describe,
+        } => schema::describe(&db).await?,
+        Command::Schema {
+            command: SchemaCommand::Check,
+        } => return schema::check(&db).await,
         Command::Preview => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
