@@ -332,17 +332,40 @@ async fn sigkill_in_the_middle_of_up_leaves_nothing_half_applied_and_a_rerun_com
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    wait_for_blocked_backend(&db).await?;
+    let orphan = wait_for_blocked_backend(&db).await?;
     child.kill()?; // SIGKILL
     child.wait()?;
 
     sqlx::query("ROLLBACK").execute(&mut blocker).await?;
     blocker.close().await?;
-    // The killed run's transaction never committed: migration 4 is not
-    // recorded (and, once its orphaned backend notices, not present).
+    // The killed run's backend gets its lock, finds its client gone and
+    // rolls back: migration 4 never committed, neither its table nor its row.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scalar_i64(
+        &db,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {orphan}"),
+    )
+    .await?
+        > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned backend never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         scalar_i64(&db, "SELECT count(*) FROM seaql_migrations").await?,
         3
+    );
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM pg_class WHERE relname = 'refresh_session'"
+        )
+        .await?,
+        0,
+        "migration 4 was half-applied"
     );
     assert_completes_after_rerun(&url, &db).await
 }

@@ -227,7 +227,14 @@ pub(crate) async fn connect(url: &str) -> Result<DatabaseConnection> {
     options
         .connect_timeout(CONNECT_TIMEOUT)
         .acquire_timeout(CONNECT_TIMEOUT)
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // If this process dies mid-statement (SIGKILL, OOM), the server only
+        // notices the dead client when it next talks to it; with this it
+        // checks every second, so an orphaned migration is rolled back
+        // promptly instead of holding its locks until its statement ends.
+        .map_sqlx_postgres_opts(|options| {
+            options.options([("client_connection_check_interval", "1000")])
+        });
     Database::connect(options)
         .await
         .with_context(|| format!("cannot connect to {shown}"))
