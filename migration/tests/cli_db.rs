@@ -124,7 +124,12 @@ async fn four_simultaneous_ups_all_succeed_and_apply_each_migration_once() -> Re
     // Exactly one run applied the migrations; the others found nothing to do.
     let appliers = outputs
         .iter()
-        .filter(|output| text(&output.stderr).contains("applied 6 migration(s)"))
+        .filter(|output| {
+            text(&output.stderr).contains(&format!(
+                "applied {} migration(s)",
+                migration::changes().len()
+            ))
+        })
         .count();
     assert_eq!(
         appliers,
@@ -145,13 +150,22 @@ async fn up_prints_progress_with_timings_per_migration() -> Result {
     let output = run(&url, &["up"]);
     assert_success(&output);
     let stderr = text(&output.stderr);
+    let total = migration::changes().len();
     for (index, change) in migration::changes().iter().enumerate() {
         assert!(
-            stderr.contains(&format!("[{}/6] applying {}\n", index + 1, change.name())),
+            stderr.contains(&format!(
+                "[{}/{total}] applying {}\n",
+                index + 1,
+                change.name()
+            )),
             "{stderr}"
         );
         assert!(
-            stderr.contains(&format!("[{}/6] applied  {} in ", index + 1, change.name())),
+            stderr.contains(&format!(
+                "[{}/{total}] applied  {} in ",
+                index + 1,
+                change.name()
+            )),
             "{stderr}"
         );
     }
@@ -169,7 +183,11 @@ async fn an_edited_applied_migration_is_reported_by_status_and_refused_by_up() -
     assert_success(&status);
     let listing = text(&status.stdout);
     assert_eq!(listing.matches("checksum ok").count(), 4, "{listing}");
-    assert_eq!(listing.matches("pending").count(), 2, "{listing}");
+    assert_eq!(
+        listing.matches("pending").count(),
+        migration::changes().len() - 4,
+        "{listing}"
+    );
 
     // What an edited source looks like from the database's side: the
     // recorded checksum no longer matches the one compiled into the binary.
@@ -244,6 +262,7 @@ async fn dry_run_prints_the_exact_sql_of_pending_migrations_and_changes_nothing(
     let output = run(&url, &["up", "--dry-run"]);
     assert_success(&output);
     let sql = text(&output.stdout);
+    eprintln!("up --dry-run on an empty database:\n{sql}");
     for change in migration::changes() {
         assert!(sql.contains(&migration::up_script(change)), "{sql}");
         assert!(sql.contains(&format!("-- {}", change.name())), "{sql}");
