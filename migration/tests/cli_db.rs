@@ -529,3 +529,27 @@ async fn schema_describe_prints_the_spec_then_the_snapshot() -> Result {
     assert!(stdout.contains("## Policies"), "{stdout}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_calling_migrator_up_directly_records_checksums_too() -> Result {
+    let (_server, url) = empty_database("app_up").await?;
+    let db = connect(&url).await?;
+    Migrator::up(&db, None).await?;
+    let listing = text(&run(&url, &["status"]).stdout);
+    assert_eq!(
+        listing.matches("checksum ok").count(),
+        migration::changes().len(),
+        "{listing}"
+    );
+    // And rolling everything back through the library leaves no table.
+    Migrator::reset(&db).await?;
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        )
+        .await?,
+        0
+    );
+    Ok(())
+}
