@@ -1,0 +1,81 @@
+//! `cargo run -p codegen`: regenerates `entity/src` from a freshly migrated
+//! PostgreSQL 18. `cargo run -p codegen -- --check` only compares and fails
+//! with a diff when `entity/src` is out of date.
+//!
+//! The database: `DATABASE_URL` if set, which must name a database that is
+//! empty or already migrated by this workspace (pending migrations are
+//! applied to it); otherwise a scratch database on a server from `pg-provider`.
+
+use std::process::ExitCode;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("codegen: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<ExitCode, BoxError> {
+    let check = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--check") => true,
+        Some(other) => return Err(format!("unknown argument {other:?} (only --check)").into()),
+    };
+
+    let database = database().await?;
+    codegen::migrate(database.url()).await?;
+    let generated = codegen::generate(database.url()).await?;
+
+    let dir = codegen::entity_src_dir();
+    let committed = codegen::read_entity_src(&dir)?;
+    let Some(diff) = codegen::diff(&committed, &generated) else {
+        println!("entity/src is up to date ({} files)", generated.len());
+        return Ok(ExitCode::SUCCESS);
+    };
+    if check {
+        eprintln!(
+            "{diff}\nentity/ is out of date: run {}",
+            codegen::REGENERATE_COMMAND
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    codegen::write_entity_src(&dir, &generated)?;
+    println!("{diff}\nregenerated entity/src ({} files)", generated.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the schema is built; keeps a provided server alive while in use.
+enum Database {
+    /// `DATABASE_URL`, migrated in place.
+    Given(String),
+}
+
+impl Database {
+    fn url(&self) -> &str {
+        match self {
+            Self::Given(url) => url,
+        }
+    }
+}
+
+async fn database() -> Result<Database, BoxError> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Ok(Database::Given(url)),
+        _ => provided_database().await,
+    }
+}
+
+/// A fresh database on a PostgreSQL 18 from `pg-provider`.
+async fn provided_database() -> Result<Database, BoxError> {
+    Err(
+        "DATABASE_URL is not set, and pg-provider is not wired in yet: \
+         set DATABASE_URL to an empty or migrated PostgreSQL 18 database"
+            .into(),
+    )
+}
