@@ -1,1 +1,2 @@
+mod entity;
 fn main() {}
