@@ -189,10 +189,10 @@ const SECTIONS: &[Section] = &[
               FROM objects o
               CROSS JOIN LATERAL aclexplode(coalesce(o.acl, acldefault(
                   CASE o.kind WHEN 'schema' THEN 'n' WHEN 'sequence' THEN 's'
-                              WHEN 'function' THEN 'f' ELSE 'r' END, o.owner))) g
+                              WHEN 'function' THEN 'f' ELSE 'r' END::\"char\", o.owner))) g
               WHERE g.grantee <> o.owner
               GROUP BY o.kind, o.name, g.grantee
-              ORDER BY o.kind, o.name, 3",
+              ORDER BY 1",
     },
     Section {
         title: "Roles (granted something here, or members of such a role)",

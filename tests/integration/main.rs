@@ -1,2 +1,6 @@
+//! One integration-test binary (one shared PostgreSQL 18 for all of it);
+//! each module is one area of behaviour.
+
 mod entity;
-fn main() {}
+mod migrations;
+mod schema;
