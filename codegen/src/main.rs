@@ -4,7 +4,10 @@
 //!
 //! The database: `DATABASE_URL` if set, which must name a database that is
 //! empty or already migrated by this workspace (pending migrations are
-//! applied to it); otherwise a scratch database on a server from `pg-provider`.
+//! applied to it, so never point it at a database you care about); otherwise
+//! a scratch database on a PostgreSQL 18 from `pg-provider` (a `postgres:18`
+//! container if Docker answers, else an embedded server it downloads once),
+//! stopped and deleted when the command ends.
 
 use std::process::ExitCode;
 
@@ -50,32 +53,43 @@ async fn run() -> Result<ExitCode, BoxError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the schema is built; keeps a provided server alive while in use.
+/// Where the schema is built.
 enum Database {
     /// `DATABASE_URL`, migrated in place.
     Given(String),
+    /// A scratch database on a server from `pg-provider`; dropping the server
+    /// stops it (if `pg-provider` started it) and deletes its data.
+    Provided {
+        url: String,
+        _server: pg_provider::PgServer,
+    },
 }
 
 impl Database {
     fn url(&self) -> &str {
         match self {
-            Self::Given(url) => url,
+            Self::Given(url) | Self::Provided { url, .. } => url,
         }
     }
 }
 
 async fn database() -> Result<Database, BoxError> {
     match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Ok(Database::Given(url)),
+        Ok(url) if !url.trim().is_empty() => Ok(Database::Given(url)),
         _ => provided_database().await,
     }
 }
 
-/// A fresh database on a PostgreSQL 18 from `pg-provider`.
+/// A fresh database on a PostgreSQL 18 from `pg-provider` (a container if
+/// Docker answers, else an embedded server).
 async fn provided_database() -> Result<Database, BoxError> {
-    Err(
-        "DATABASE_URL is not set, and pg-provider is not wired in yet: \
-         set DATABASE_URL to an empty or migrated PostgreSQL 18 database"
-            .into(),
-    )
+    const NAME: &str = "entity_codegen";
+    let server = pg_provider::PgServer::start().await?;
+    // A leftover from an interrupted run on a reused server must not leak in.
+    server.drop_database(NAME).await?;
+    server.create_database(NAME, Some("template0")).await?;
+    Ok(Database::Provided {
+        url: server.url(NAME),
+        _server: server,
+    })
 }
