@@ -8,62 +8,7 @@ use entity::{refresh_session, user};
 use sea_orm::prelude::IpNetwork;
 use sea_orm::{ActiveModelTrait, EntityTrait, ModelTrait, Set};
 
-use stand_in::TestDb;
-
-/// Stand-in for the shared harness `tests::TestDb` until it lands: a fresh
-/// database per test on the server of `DATABASE_URL`, migrated with
-/// `Migrator::up`. Switching is replacing `use stand_in::TestDb;` with
-/// `use tests::TestDb;` and deleting this module.
-mod stand_in {
-    use anyhow::{Context, Result};
-    use migration::{Migrator, MigratorTrait};
-    use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-    pub struct TestDb {
-        url: String,
-    }
-
-    impl TestDb {
-        pub async fn new() -> Result<Self> {
-            let server = std::env::var("DATABASE_URL")
-                .context("the entity tests need DATABASE_URL (a PostgreSQL 18 server)")?;
-            let (base, _) = server
-                .rsplit_once('/')
-                .context("DATABASE_URL has no database name")?;
-            let name = format!(
-                "ent_test_{}_{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            );
-            let admin = Database::connect(format!("{base}/postgres")).await?;
-            admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
-                .await?;
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await?;
-            admin.close().await?;
-            let db = Self {
-                url: format!("{base}/{name}"),
-            };
-            let conn = db.connect().await?;
-            Migrator::up(&conn, None).await?;
-            conn.close().await?;
-            Ok(db)
-        }
-
-        pub fn url(&self) -> String {
-            self.url.clone()
-        }
-
-        pub async fn connect(&self) -> Result<DatabaseConnection> {
-            Ok(Database::connect(&self.url).await?)
-        }
-    }
-}
+use tests::TestDb;
 
 /// The whole of `entity/src`, regenerated from the test's migrated database.
 async fn regenerate(db: &TestDb) -> Result<std::collections::BTreeMap<std::path::PathBuf, String>> {
