@@ -54,28 +54,22 @@ async fn run() -> Result<ExitCode, BoxError> {
 }
 
 /// Where the schema is built.
-enum Database {
-    /// `DATABASE_URL`, migrated in place.
-    Given(String),
-    /// A scratch database on a server from `pg-provider`; dropping the server
-    /// stops it (if `pg-provider` started it) and deletes its data.
-    Provided {
-        url: String,
-        _server: pg_provider::PgServer,
-    },
+struct Database {
+    url: String,
+    /// The `pg-provider` server, if one was started: dropping it stops the
+    /// server and deletes its data. `None` for `DATABASE_URL`.
+    _server: Option<pg_provider::PgServer>,
 }
 
 impl Database {
     fn url(&self) -> &str {
-        match self {
-            Self::Given(url) | Self::Provided { url, .. } => url,
-        }
+        &self.url
     }
 }
 
 async fn database() -> Result<Database, BoxError> {
     match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Ok(Database::Given(url)),
+        Ok(url) if !url.trim().is_empty() => Ok(Database { url, _server: None }),
         _ => provided_database().await,
     }
 }
@@ -88,8 +82,8 @@ async fn provided_database() -> Result<Database, BoxError> {
     // A leftover from an interrupted run on a reused server must not leak in.
     server.drop_database(NAME).await?;
     server.create_database(NAME, Some("template0")).await?;
-    Ok(Database::Provided {
+    Ok(Database {
         url: server.url(NAME),
-        _server: server,
+        _server: Some(server),
     })
 }
