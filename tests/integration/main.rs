@@ -2,5 +2,6 @@
 //! each module is one area of behaviour.
 
 mod cli;
+mod entity;
 mod migrations;
 mod schema;
