@@ -43,11 +43,3 @@ fn the_committed_spec_is_the_shared_seed() -> Result<()> {
     assert!(strip_fence(&seed).is_some());
     Ok(())
 }
-
-#[tokio::test]
-async fn what_describe_does_not_show_is_snapshotted() -> Result<()> {
-    let db = TestDb::new().await?;
-    let snapshot = schema_inspect::snapshot(&db.connect().await?).await?;
-    insta::assert_snapshot!("schema_beyond_describe", snapshot);
-    Ok(())
-}
