@@ -23,12 +23,15 @@ pub struct Migration;
 
 /// Roles are cluster-wide and another database may have created them first,
 /// so creation tolerates existing roles (race-free, unlike a NOT EXISTS
-/// check). The attributes are spelled out so that an operator reading the
-/// migration sees every right the role does not have.
+/// check). Two databases migrating at the same moment race on pg_authid's
+/// unique index, which reports `unique_violation` rather than
+/// `duplicate_object`, so both are tolerated. The attributes are spelled out
+/// so that an operator reading the migration sees every right the role does
+/// not have.
 const CREATE_REFRESH_SERVICE: &str = r#"DO $$
 BEGIN
     CREATE ROLE refresh_service LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
-EXCEPTION WHEN duplicate_object THEN
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
     NULL;
 END
 $$"#;
@@ -36,7 +39,7 @@ $$"#;
 const CREATE_REFRESH_MAINTENANCE: &str = r#"DO $$
 BEGIN
     CREATE ROLE refresh_maintenance LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
-EXCEPTION WHEN duplicate_object THEN
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
     NULL;
 END
 $$"#;
@@ -67,8 +70,27 @@ $$"#;
 /// - `reuse`: anything else: an invalidated token came back, so the session
 ///   is deleted (RFC 9700 §4.14.2) and that delete commits with the call.
 ///
+/// The grace window is measured with `clock_timestamp()`, not `now()`:
+/// `now()` is the start of *this* transaction, which for a caller that queued
+/// behind the winner's row lock can be earlier than the winner's
+/// `last_used_at`, so `last_used_at > now() - '0'` would wrongly hold and a
+/// zero (strict) window would still let losers through. A zero window is
+/// also excluded explicitly.
+///
 /// The `refresh_version < 2147483647` guard refuses to overflow the integer
 /// (the service checks this before calling, this is the backstop).
+/// Membership is cluster-wide too: skip it when present and tolerate a
+/// concurrent grant from another database's migration.
+const GRANT_ADMIN_TO_MAINTENANCE: &str = r#"DO $$
+BEGIN
+    IF NOT pg_has_role('refresh_maintenance', 'admin_user', 'MEMBER') THEN
+        GRANT admin_user TO refresh_maintenance;
+    END IF;
+EXCEPTION WHEN unique_violation THEN
+    NULL;
+END
+$$"#;
+
 const CREATE_ROTATE: &str = r#"CREATE FUNCTION auth.rotate_refresh_session(
     p_jti uuid,
     p_user_id integer,
@@ -109,7 +131,9 @@ BEGIN
         outcome := 'not_found';
     ELSIF s.expires_at <= now() THEN
         outcome := 'expired';
-    ELSIF p_version = s.refresh_version - 1 AND s.last_used_at > now() - p_grace THEN
+    ELSIF p_grace > interval '0'
+          AND p_version = s.refresh_version - 1
+          AND s.last_used_at > clock_timestamp() - p_grace THEN
         outcome := 'grace';
         version := s.refresh_version;
         expires_at := s.expires_at;
@@ -133,7 +157,7 @@ impl Change for Migration {
             CREATE_REFRESH_SERVICE.to_owned(),
             CREATE_REFRESH_MAINTENANCE.to_owned(),
             // Only the maintenance role may pass the admin policy.
-            "GRANT admin_user TO refresh_maintenance".to_owned(),
+            GRANT_ADMIN_TO_MAINTENANCE.to_owned(),
             "GRANT USAGE ON SCHEMA auth TO refresh_service, refresh_maintenance".to_owned(),
             "GRANT SELECT, INSERT, UPDATE, DELETE ON auth.refresh_session TO refresh_service"
                 .to_owned(),
