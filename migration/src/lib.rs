@@ -33,6 +33,7 @@ mod m20261204_000006_enable_refresh_session_rls;
 mod m20261204_000007_create_refresh_service_role;
 
 pub use change::{Change, Step};
+pub use m20261204_000001_create_auth_schema::require_server_version;
 
 /// The ordered list of migrations. Append new ones at the end; never edit one
 /// that has been applied somewhere.

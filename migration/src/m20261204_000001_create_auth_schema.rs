@@ -4,16 +4,21 @@ use crate::Change;
 
 pub struct Migration;
 
-/// Refuses servers older than PostgreSQL 18 before anything is created:
-/// `uuidv7()` and named NOT NULL constraints only exist from 18 on.
-const REQUIRE_POSTGRESQL_18: &str = r#"DO $$
+/// SQL that refuses servers older than `min_version_num` (as in
+/// `server_version_num`, e.g. 180000) before anything is created: `uuidv7()`
+/// and named NOT NULL constraints only exist from PostgreSQL 18 on.
+pub fn require_server_version(min_version_num: u32) -> String {
+    format!(
+        r#"DO $$
 BEGIN
-    IF current_setting('server_version_num')::integer < 180000 THEN
+    IF current_setting('server_version_num')::integer < {min_version_num} THEN
         RAISE EXCEPTION 'PostgreSQL 18 or newer is required (uuidv7(), named NOT NULL constraints); this server is %',
             current_setting('server_version');
     END IF;
 END
-$$"#;
+$$"#
+    )
+}
 
 impl Change for Migration {
     fn name(&self) -> &'static str {
@@ -22,7 +27,7 @@ impl Change for Migration {
 
     fn up(&self) -> Vec<String> {
         vec![
-            REQUIRE_POSTGRESQL_18.to_owned(),
+            require_server_version(180000),
             "CREATE SCHEMA auth".to_owned(),
         ]
     }

@@ -1,3 +1,6 @@
-mod service;
+//! One integration-test binary (one shared PostgreSQL 18 for all of it);
+//! each module is one area of behaviour.
 
-fn main() {}
+mod migrations;
+mod schema;
+mod service;

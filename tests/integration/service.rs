@@ -14,108 +14,9 @@ use service::{
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
-use self::harness::TestDb;
+use tests::TestDb;
 
 type TestResult = anyhow::Result<()>;
-
-/// Stand-in for `tests::TestDb` until the shared harness lands: a fresh
-/// database per test, cloned from one migrated template, on the server named
-/// by `DATABASE_URL` (the dev server by default). Same API, so switching is
-/// replacing this module with `use tests::TestDb;`.
-mod harness {
-    use migration::{Migrator, MigratorTrait};
-    use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
-    use tokio::sync::{Mutex, OnceCell};
-
-    static TEMPLATE: OnceCell<String> = OnceCell::const_new();
-    static CREATE: Mutex<()> = Mutex::const_new(());
-
-    pub struct TestDb {
-        url: String,
-        base: String,
-    }
-
-    fn server() -> String {
-        std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54318/postgres".to_owned())
-    }
-
-    /// `postgres://user[:pw]@host/db?q` with another database and/or user.
-    fn with(url: &str, user: Option<&str>, db: &str) -> String {
-        let rest = url.strip_prefix("postgres://").expect("postgres:// URL");
-        let (userinfo, hostpath) = rest.split_once('@').expect("URL with a user");
-        let host = hostpath.split(['/', '?']).next().unwrap_or(hostpath);
-        let user = user
-            .map(str::to_owned)
-            .unwrap_or_else(|| userinfo.to_owned());
-        format!("postgres://{user}@{host}/{db}")
-    }
-
-    async fn connect_url(url: &str) -> anyhow::Result<DatabaseConnection> {
-        let mut options = ConnectOptions::new(url.to_owned());
-        options
-            .max_connections(4)
-            .min_connections(0)
-            .sqlx_logging(false);
-        Ok(Database::connect(options).await?)
-    }
-
-    async fn template() -> anyhow::Result<String> {
-        TEMPLATE
-            .get_or_try_init(|| async {
-                let server = server();
-                let name = format!("svc_tpl_{}", uuid::Uuid::now_v7().simple());
-                let admin = connect_url(&server).await?;
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await?;
-                let db = connect_url(&with(&server, None, &name)).await?;
-                Migrator::up(&db, None).await?;
-                db.close().await?;
-                admin.close().await?;
-                Ok::<_, anyhow::Error>(name)
-            })
-            .await
-            .cloned()
-    }
-
-    impl TestDb {
-        pub async fn new() -> anyhow::Result<Self> {
-            let template = template().await?;
-            let server = server();
-            let name = format!("svc_t_{}", uuid::Uuid::now_v7().simple());
-            {
-                // CREATE DATABASE … TEMPLATE refuses while another session
-                // copies the same template.
-                let _guard = CREATE.lock().await;
-                let admin = connect_url(&server).await?;
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
-                    .await?;
-                admin.close().await?;
-            }
-            Ok(Self {
-                url: with(&server, None, &name),
-                base: name,
-            })
-        }
-
-        /// The owner's URL.
-        pub fn url(&self) -> &str {
-            &self.url
-        }
-
-        /// A connection as the owner (for setup and for inspecting rows).
-        pub async fn connect(&self) -> anyhow::Result<DatabaseConnection> {
-            connect_url(&self.url).await
-        }
-
-        /// A connection as `role` (trust authentication on the dev server).
-        pub async fn connect_as(&self, role: &str) -> anyhow::Result<DatabaseConnection> {
-            connect_url(&with(&self.url, Some(role), &self.base)).await
-        }
-    }
-}
 
 // ---------------------------------------------------------------- helpers
 
@@ -198,20 +99,12 @@ static THIRTY_TWO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const CALLERS: usize = 32;
 const ROUNDS: usize = 50;
 
-/// One service per connection (pool of one), reused across rounds.
+/// One service per caller, each with its own pool, so every rotate of a
+/// round runs on its own connection; reused across rounds.
 async fn callers(db: &TestDb, config: Config) -> anyhow::Result<Vec<Arc<RefreshService>>> {
     let mut all = Vec::with_capacity(CALLERS);
     for _ in 0..CALLERS {
-        let mut options = sea_orm::ConnectOptions::new(db.url().replacen(
-            "postgres://postgres@",
-            "postgres://refresh_service@",
-            1,
-        ));
-        options
-            .max_connections(1)
-            .min_connections(1)
-            .sqlx_logging(false);
-        let conn = sea_orm::Database::connect(options).await?;
+        let conn = db.connect_as("refresh_service").await?;
         all.push(Arc::new(RefreshService::new(conn, keys(), config).await?));
     }
     Ok(all)
