@@ -293,6 +293,25 @@ async fn the_previous_token_within_grace_returns_the_current_token_without_rotat
     Ok(())
 }
 
+#[tokio::test]
+async fn the_previous_token_after_the_grace_window_is_reuse() -> TestResult {
+    let config = Config {
+        grace: Duration::from_millis(300),
+        ..Config::default()
+    };
+    let f = fixture(config).await?;
+    let user = create_user(&f.owner, "late@example.com").await?;
+    let first = f.svc.issue(user, None, None).await?;
+    f.svc.rotate(first.token.expose_secret()).await?;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(matches!(
+        f.svc.rotate(first.token.expose_secret()).await,
+        Err(Error::ReuseDetected)
+    ));
+    assert_eq!(version_of(&f.owner, first.jti).await?, None);
+    Ok(())
+}
+
 // --------------------------------------------------------------------- RLS
 
 #[tokio::test]
