@@ -61,7 +61,8 @@
 //!   purging goes through the `admin_user` policy with a separate role.
 //! - **Secrets**: the database holds no token and nothing that can make one.
 //!   Tokens and keys redact themselves in `Debug`/`Display`; this crate logs
-//!   nothing.
+//!   nothing. Statements carry only user ids, `jti`s and versions, so even
+//!   sea-orm's statement logging cannot leak anything that mints a token.
 
 mod error;
 mod service;

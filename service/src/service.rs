@@ -474,3 +474,49 @@ impl Maintenance {
         }
     }
 }
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn the_default_config_is_valid_and_inconsistent_ones_are_refused() {
+        assert!(Config::default().validate().is_ok());
+        let hour = Duration::from_secs(3600);
+        for bad in [
+            Config {
+                idle: Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                idle: 2 * hour,
+                absolute: hour,
+                grace: Duration::ZERO,
+            },
+            Config {
+                idle: hour,
+                absolute: hour,
+                grace: hour,
+            },
+        ] {
+            assert!(
+                matches!(bad.validate(), Err(Error::InvalidConfig(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn user_agents_and_ips_are_checked_before_any_query() {
+        assert!(parse_user_agent(Some(&"a".repeat(MAX_USER_AGENT_LEN))).is_ok());
+        assert!(matches!(
+            parse_user_agent(Some(&"a".repeat(MAX_USER_AGENT_LEN + 1))),
+            Err(Error::UserAgentTooLong { .. })
+        ));
+        assert_eq!(parse_ip(Some("::1")).unwrap(), Some("::1".parse().unwrap()));
+        assert!(matches!(
+            parse_ip(Some("10.0.0.256")),
+            Err(Error::InvalidIp(_))
+        ));
+    }
+}
