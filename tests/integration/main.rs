@@ -1,6 +1,7 @@
 //! One integration-test binary (one shared PostgreSQL 18 for all of it);
 //! each module is one area of behaviour.
 
+mod entity;
 mod migrations;
 mod schema;
 mod service;
