@@ -30,6 +30,7 @@ mod m20261204_000003_create_uid_function;
 mod m20261204_000004_create_refresh_session_table;
 mod m20261204_000005_create_admin_user_role;
 mod m20261204_000006_enable_refresh_session_rls;
+mod m20261204_000007_create_refresh_service_role;
 
 pub use change::{
     CHECKSUM_TABLE, Change, Step, checksum, forget_checksum_sql, record_checksum_sql, up_script,
@@ -49,6 +50,7 @@ pub fn changes() -> Vec<&'static dyn Change> {
         &m20261204_000004_create_refresh_session_table::Migration,
         &m20261204_000005_create_admin_user_role::Migration,
         &m20261204_000006_enable_refresh_session_rls::Migration,
+        &m20261204_000007_create_refresh_service_role::Migration,
     ]
 }
 

@@ -5,3 +5,4 @@ mod cli;
 mod entity;
 mod migrations;
 mod schema;
+mod service;
