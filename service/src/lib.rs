@@ -73,3 +73,8 @@ pub use service::{
     Config, Issued, MAX_USER_AGENT_LEN, Maintenance, RefreshService, SessionInfo, SessionRef,
 };
 pub use token::{Claims, Key, KeyError, Keyring, MIN_SECRET_LEN, RefreshToken, TokenError};
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
