@@ -50,7 +50,7 @@ struct Args {
     #[arg(long)]
     seconds: Option<f64>,
     /// Rows per purge batch (one short transaction each).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 2000)]
     purge_batch: u32,
     /// Skip the 10k-vs-1M scale and purge part.
     #[arg(long)]

@@ -26,9 +26,9 @@ const WARMUP: usize = 50;
 /// times each batch itself, so it sends the statement in the same loop;
 /// [`run`] checks afterwards, in `pg_stat_activity`, that the service sent
 /// this very text.
-const PURGE_BATCH: &str = "DELETE FROM auth.refresh_session WHERE id IN (\
+const PURGE_BATCH: &str = "DELETE FROM auth.refresh_session WHERE id = ANY (ARRAY(\
      SELECT id FROM auth.refresh_session WHERE expires_at < now() \
-     ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)";
+     ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))";
 
 /// Seeds, measures at both sizes, purges; adds rows to `report`.
 pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {

@@ -458,12 +458,17 @@ impl Maintenance {
         let limit = i64::from(batch_size.get());
         let mut total = 0;
         loop {
+            // `id = ANY (ARRAY(subquery))`, not `id IN (subquery)`: under
+            // RLS the planner cannot tell the policy quals pass, misjudges
+            // the outer side and, for `IN`, picks a hash semi join over a
+            // sequential scan of the whole table; an array is probed
+            // through the primary key (tests/integration/plans.rs).
             let done = self
                 .db
                 .execute_raw(stmt(
-                    "DELETE FROM auth.refresh_session WHERE id IN (\
+                    "DELETE FROM auth.refresh_session WHERE id = ANY (ARRAY(\
                      SELECT id FROM auth.refresh_session WHERE expires_at < now() \
-                     ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)",
+                     ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))",
                     vec![limit.into()],
                 ))
                 .await?;
