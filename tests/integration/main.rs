@@ -4,5 +4,6 @@
 mod cli;
 mod entity;
 mod migrations;
+mod plans;
 mod schema;
 mod service;
