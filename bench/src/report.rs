@@ -397,7 +397,7 @@ impl Report {
 "#,
             W / 2.0
         );
-        let panels: [(&str, f64, Box<dyn Fn(&RotationRow) -> f64>); 2] = [
+        let panels: [(&str, f64, Metric); 2] = [
             (
                 "rotations per second (higher is better)",
                 20.0,
@@ -412,7 +412,7 @@ impl Report {
         for (title, x0, value) in panels {
             let (pw, top, bottom, left) = (W / 2.0 - 40.0, 60.0, H - 90.0, x0 + 50.0);
             let plot_w = pw - 50.0;
-            let max = self.rotation.iter().map(|r| value(r)).fold(0.0, f64::max);
+            let max = self.rotation.iter().map(&value).fold(0.0, f64::max);
             let (step, ticks) = nice_ticks(max);
             let ymax = step * ticks as f64;
             let y = |v: f64| bottom - (bottom - top) * v / ymax;
@@ -494,6 +494,9 @@ impl Report {
         s
     }
 }
+
+/// Which number of a row a chart panel shows.
+type Metric = Box<dyn Fn(&RotationRow) -> f64>;
 
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
