@@ -1,7 +1,9 @@
 //! `cargo run --release -p bench`: refresh-token rotation measured side by
 //! side on one embedded PostgreSQL 18, in one run.
 //!
-//! - (a) `service` rotate (`RefreshService::rotate`, a sea-orm/sqlx pool);
+//! - (a) `service` rotate (`RefreshService::rotate`, a sea-orm/sqlx pool
+//!   that pings connections only after 30 s idle), and (a0) the same with
+//!   sea-orm's default pool, which pings on every checkout;
 //! - (b) pgbench sending exactly the statement the service sent (read back
 //!   from `pg_stat_activity` after (a), not copied), prepared, autocommit;
 //! - (b1) pgbench sending the floor: the single optimistic `UPDATE … WHERE
@@ -16,6 +18,7 @@
 //! Results go to `<out>/results.jsonl`, `<out>/rotation.svg` and
 //! `<out>/summary.md`; the tables are also printed.
 
+mod cpu;
 mod migrate;
 mod pgbench;
 mod report;
@@ -119,14 +122,30 @@ impl Env {
 }
 
 /// A pool of exactly `size` connections (all opened up front by callers that
-/// need them, see `rotation::open_all`).
+/// need them, see `rotation::open_all`), configured as we recommend for the
+/// service: a connection is pinged on checkout only after 30 s idle, so a
+/// rotation is one round trip. sea-orm's default (sqlx's
+/// `test_before_acquire`) pings on *every* checkout, a second round trip per
+/// rotation; [`default_pool`] measures that.
 pub async fn pool(url: &str, size: u32) -> Result<DatabaseConnection> {
+    connect(url, size, true).await
+}
+
+/// Like [`pool`], with sea-orm's default checkout ping.
+pub async fn default_pool(url: &str, size: u32) -> Result<DatabaseConnection> {
+    connect(url, size, false).await
+}
+
+async fn connect(url: &str, size: u32, tuned: bool) -> Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(size)
         .min_connections(size)
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
+    if tuned {
+        options.test_before_acquire_if_idle_for(Duration::from_secs(30));
+    }
     Database::connect(options)
         .await
         .with_context(|| format!("connecting to {}", redact(url)))

@@ -200,6 +200,8 @@ pub fn summarize_log(log: &str) -> Result<RotationRow> {
         p50_us: s.p50_us,
         p99_us: s.p99_us,
         total_rotations,
+        client_cpu_us: f64::NAN,
+        server_cpu_us: f64::NAN,
     })
 }
 

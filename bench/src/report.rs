@@ -29,6 +29,10 @@ pub struct RotationRow {
     pub p99_us: f64,
     /// All successful rotations including warm-up (checked against the table).
     pub total_rotations: u64,
+    /// Client CPU per rotation, µs (this process, or pgbench).
+    pub client_cpu_us: f64,
+    /// Server CPU per rotation, µs (postmaster and its backends).
+    pub server_cpu_us: f64,
 }
 
 /// Rotate and list at one table size.
@@ -166,19 +170,22 @@ impl Report {
 
     fn rotation_md(&self) -> String {
         let mut s = String::from(
-            "| clients | variant | rotations/s | p50 ms | p99 ms |\n|---:|---|---:|---:|---:|\n",
+            "| clients | variant | rotations/s | p50 ms | p99 ms | CPU µs/rotation: client | server |\n\
+             |---:|---|---:|---:|---:|---:|---:|\n",
         );
         for c in self.concurrencies() {
             for v in Variant::ALL {
                 if let Some(r) = self.find(v, c) {
                     let _ = writeln!(
                         s,
-                        "| {c} | ({}) {} | {:.0} | {:.2} | {:.2} |",
+                        "| {c} | ({}) {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} |",
                         v.label(),
                         v.description(),
                         r.per_sec,
                         r.p50_us / 1e3,
-                        r.p99_us / 1e3
+                        r.p99_us / 1e3,
+                        r.client_cpu_us,
+                        r.server_cpu_us
                     );
                 }
             }
@@ -330,6 +337,8 @@ impl Report {
                 "kind": "rotation", "variant": r.variant.label(), "description": r.variant.description(),
                 "clients": r.clients, "rotations": r.rotations, "seconds": r.seconds,
                 "rotations_per_s": r.per_sec.round(), "p50_ms": ms(r.p50_us), "p99_ms": ms(r.p99_us),
+                "client_cpu_us_per_rotation": r.client_cpu_us.round(),
+                "server_cpu_us_per_rotation": r.server_cpu_us.round(),
             }));
         }
         for c in self.concurrencies() {
@@ -387,8 +396,8 @@ impl Report {
     /// Two panels: rotations/s and p99 latency, grouped by concurrency.
     fn svg(&self) -> String {
         const W: f64 = 960.0;
-        const H: f64 = 420.0;
-        const COLORS: [&str; 4] = ["#1f77b4", "#2ca02c", "#98df8a", "#d62728"];
+        const H: f64 = 440.0;
+        const COLORS: [&str; 5] = ["#1f77b4", "#aec7e8", "#2ca02c", "#98df8a", "#d62728"];
         let cs = self.concurrencies();
         let mut s = format!(
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
@@ -410,7 +419,7 @@ impl Report {
             ),
         ];
         for (title, x0, value) in panels {
-            let (pw, top, bottom, left) = (W / 2.0 - 40.0, 60.0, H - 90.0, x0 + 50.0);
+            let (pw, top, bottom, left) = (W / 2.0 - 40.0, 60.0, H - 110.0, x0 + 50.0);
             let plot_w = pw - 50.0;
             let max = self.rotation.iter().map(&value).fold(0.0, f64::max);
             let (step, ticks) = nice_ticks(max);
@@ -505,7 +514,9 @@ fn xml_escape(s: &str) -> String {
 }
 
 fn fmt_tick(v: f64) -> String {
-    if v >= 100.0 {
+    if v == 0.0 {
+        "0".into()
+    } else if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {
         format!("{v:.1}")

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::report::{Report, RotationRow};
 use crate::stats::summarize;
-use crate::{Env, Plan, pgbench, pool, settle};
+use crate::{Env, Plan, cpu, default_pool, pgbench, pool, settle};
 
 /// The rotation benchmark's database.
 pub const DATABASE: &str = "bench_rotation";
@@ -30,8 +30,10 @@ const USERS: i64 = 2_000;
 /// Which implementation one run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
-    /// `RefreshService::rotate`.
+    /// `RefreshService::rotate`, pool pinging only idle connections.
     Service,
+    /// `RefreshService::rotate`, sea-orm's default pool (ping per checkout).
+    ServiceDefaultPool,
     /// pgbench, the service's statement.
     PgbenchService,
     /// pgbench, the single UPDATE.
@@ -42,8 +44,9 @@ pub enum Variant {
 
 impl Variant {
     /// All, in the order they run at each concurrency.
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 5] = [
         Variant::Service,
+        Variant::ServiceDefaultPool,
         Variant::PgbenchService,
         Variant::PgbenchUpdate,
         Variant::Naive,
@@ -53,6 +56,7 @@ impl Variant {
     pub fn label(self) -> &'static str {
         match self {
             Variant::Service => "a",
+            Variant::ServiceDefaultPool => "a0",
             Variant::PgbenchService => "b",
             Variant::PgbenchUpdate => "b1",
             Variant::Naive => "c",
@@ -62,7 +66,10 @@ impl Variant {
     /// What it is.
     pub fn description(self) -> &'static str {
         match self {
-            Variant::Service => "service rotate (Rust, sea-orm/sqlx pool)",
+            Variant::Service => "service rotate (Rust; pool pings only idle connections)",
+            Variant::ServiceDefaultPool => {
+                "service rotate, sea-orm's default pool (pings on every checkout)"
+            }
             Variant::PgbenchService => "pgbench: the service's statement",
             Variant::PgbenchUpdate => "pgbench: single UPDATE … RETURNING",
             Variant::Naive => "naive: BEGIN; SELECT … FOR UPDATE; UPDATE; COMMIT",
@@ -108,8 +115,9 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
                 variant.description(),
                 plan.run
             );
-            let row = match variant {
-                Variant::Service | Variant::Naive => {
+            let before = cpu::snapshot(env.server.pid());
+            let mut row = match variant {
+                Variant::Service | Variant::ServiceDefaultPool | Variant::Naive => {
                     let (row, sql) = rust_run(env, &owner, variant, clients, plan.run).await?;
                     if service_sql.is_none() {
                         service_sql = sql;
@@ -126,6 +134,19 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
                     pgbench::run(env, DATABASE, variant, clients, plan.run, "").await?
                 }
             };
+            // Let the postmaster reap the run's backends, so their CPU time
+            // shows in its counters.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let after = cpu::snapshot(env.server.pid());
+            let client = match variant {
+                Variant::Service | Variant::ServiceDefaultPool | Variant::Naive => {
+                    after.own - before.own
+                }
+                _ => after.children - before.children,
+            };
+            let per_rotation = 1e6 / row.total_rotations.max(1) as f64;
+            row.client_cpu_us = client * per_rotation;
+            row.server_cpu_us = (after.server - before.server) * per_rotation;
             let rotated = rotations_in_db(&owner, max_clients).await?;
             ensure!(
                 rotated == row.total_rotations,
@@ -134,8 +155,9 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
                 row.total_rotations
             );
             eprintln!(
-                "bench:   {:.0}/s, p50 {:.0} µs, p99 {:.0} µs ({} rotations verified in the table)",
-                row.per_sec, row.p50_us, row.p99_us, rotated
+                "bench:   {:.0}/s, p50 {:.0} µs, p99 {:.0} µs, CPU per rotation: client {:.0} µs, \
+                 server {:.0} µs ({} rotations verified in the table)",
+                row.per_sec, row.p50_us, row.p99_us, row.client_cpu_us, row.server_cpu_us, rotated
             );
             report.rotation.push(row);
         }
@@ -281,7 +303,11 @@ async fn rust_run(
     clients: usize,
     run: Duration,
 ) -> Result<(RotationRow, Option<String>)> {
-    let db = pool(&env.role_url(DATABASE, "refresh_service")?, clients as u32).await?;
+    let url = env.role_url(DATABASE, "refresh_service")?;
+    let db = match variant {
+        Variant::ServiceDefaultPool => default_pool(&url, clients as u32).await?,
+        _ => pool(&url, clients as u32).await?,
+    };
     open_all(&db, clients).await?;
     let config = Config::default();
     let svc = Arc::new(RefreshService::new(db.clone(), keys(), config).await?);
@@ -301,7 +327,9 @@ async fn rust_run(
                 .into_secret();
             let one = async |token: &str| -> Result<String> {
                 match variant {
-                    Variant::Service => Ok(svc.rotate(token).await?.token.into_secret()),
+                    Variant::Service | Variant::ServiceDefaultPool => {
+                        Ok(svc.rotate(token).await?.token.into_secret())
+                    }
                     Variant::Naive => naive_rotate(&db, &keys, &config, token).await,
                     _ => unreachable!("pgbench variants do not run here"),
                 }
@@ -355,6 +383,8 @@ async fn rust_run(
         p50_us: s.p50_us,
         p99_us: s.p99_us,
         total_rotations,
+        client_cpu_us: f64::NAN,
+        server_cpu_us: f64::NAN,
     };
     Ok((row, sql))
 }
