@@ -6,11 +6,13 @@ pub struct Migration;
 
 /// Roles are cluster-wide: another database on the same server may already
 /// have created it, so creation tolerates an existing role (race-free, unlike
-/// a NOT EXISTS check).
+/// a NOT EXISTS check). Two databases migrating at the same moment race on
+/// pg_authid's unique index, which reports `unique_violation` rather than
+/// `duplicate_object`, so both are tolerated.
 const CREATE_ADMIN_USER: &str = r#"DO $$
 BEGIN
     CREATE ROLE admin_user NOLOGIN;
-EXCEPTION WHEN duplicate_object THEN
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
     NULL;
 END
 $$"#;

@@ -50,17 +50,7 @@ pub(crate) fn request() -> ContainerRequest<GenericImage> {
         .with_env_var("POSTGRES_PASSWORD", PASSWORD)
         .with_label(LABEL, "true")
         .with_startup_timeout(Duration::from_secs(60))
-        .with_cmd([
-            "postgres",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=300",
-        ])
+        .with_cmd(std::iter::once("postgres").chain(crate::THROWAWAY_SERVER_SETTINGS))
 }
 
 /// Base URL of a container reachable at `host:port` for `database`.

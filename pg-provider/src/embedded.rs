@@ -639,17 +639,8 @@ fn spawn_postmaster(
             "listen_addresses=127.0.0.1",
             "-c",
             "unix_socket_directories=",
-            // Durability is pointless for a throw-away cluster; speed is not.
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            // Test suites open many pools in parallel.
-            "-c",
-            "max_connections=300",
         ])
+        .args(crate::THROWAWAY_SERVER_SETTINGS)
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err));
     Postmaster::spawn(cmd)

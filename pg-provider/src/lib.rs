@@ -55,6 +55,20 @@ mod embedded;
 mod error;
 mod sql;
 
+/// Server settings shared by the embedded server and the container, as
+/// `postgres -c` arguments: durability is pointless for a throw-away cluster
+/// (speed is not), and test suites open many pools in parallel.
+pub(crate) const THROWAWAY_SERVER_SETTINGS: [&str; 8] = [
+    "-c",
+    "fsync=off",
+    "-c",
+    "synchronous_commit=off",
+    "-c",
+    "full_page_writes=off",
+    "-c",
+    "max_connections=300",
+];
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
