@@ -49,9 +49,13 @@ struct Args {
     /// (default docs/bench, or target/bench-quick with --quick).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Seconds per rotation measurement (default 10, or 2 with --quick).
+    /// Seconds per rotation measurement (default 4, or 2 with --quick).
     #[arg(long)]
     seconds: Option<f64>,
+    /// Rounds of all variants at each concurrency; the table shows each
+    /// variant's median round (default 3, or 1 with --quick).
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Rows per purge batch (one short transaction each).
     #[arg(long, default_value_t = 2000)]
     purge_batch: u32,
@@ -68,6 +72,8 @@ struct Args {
 pub struct Plan {
     /// Duration of each rotation measurement.
     pub run: Duration,
+    /// Rounds of all variants per concurrency (median reported).
+    pub reps: usize,
     /// Concurrency levels (clients = connections).
     pub clients: &'static [usize],
     /// Background sessions in the rotation table, besides the clients' own.
@@ -186,7 +192,8 @@ async fn main() -> Result<()> {
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let plan = Plan {
-        run: Duration::from_secs_f64(args.seconds.unwrap_or(if quick { 2.0 } else { 10.0 })),
+        run: Duration::from_secs_f64(args.seconds.unwrap_or(if quick { 2.0 } else { 4.0 })),
+        reps: args.rounds.unwrap_or(if quick { 1 } else { 3 }).max(1),
         clients: &[1, 8, 32],
         background_sessions: 10_000,
         scale_small: 10_000,

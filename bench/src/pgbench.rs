@@ -84,6 +84,8 @@ pub async fn run(
         _ => bail!("not a pgbench variant"),
     };
     let dir = env.scratch.join(format!("{}-{clients}", variant.label()));
+    // A fresh directory: an earlier round's logs must not be read again.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let script_path = dir.join("script.sql");
     std::fs::write(&script_path, &script)?;

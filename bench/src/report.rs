@@ -93,8 +93,10 @@ pub struct MigrationRow {
 /// Everything one run measured.
 pub struct Report {
     header: Value,
-    /// Rotation rows, in run order.
+    /// Rotation rows: each variant's median round per concurrency.
     pub rotation: Vec<RotationRow>,
+    /// Every round, in run order.
+    pub rotation_runs: Vec<RotationRow>,
     /// The rotate statement the service sent (as seen by the server).
     pub service_sql: Option<String>,
     /// Scale rows, small then large.
@@ -131,12 +133,14 @@ impl Report {
             "shared_buffers": row.try_get::<String>("", "b")?,
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "seconds_per_run": plan.run.as_secs_f64(),
+            "rounds": plan.reps,
             "background_sessions": plan.background_sessions,
         });
         db.close().await?;
         Ok(Self {
             header,
             rotation: Vec::new(),
+            rotation_runs: Vec::new(),
             service_sql: None,
             scale: Vec::new(),
             purge: None,
@@ -336,6 +340,14 @@ impl Report {
             lines.push(json!({
                 "kind": "rotation", "variant": r.variant.label(), "description": r.variant.description(),
                 "clients": r.clients, "rotations": r.rotations, "seconds": r.seconds,
+                "rotations_per_s": r.per_sec.round(), "p50_ms": ms(r.p50_us), "p99_ms": ms(r.p99_us),
+                "client_cpu_us_per_rotation": r.client_cpu_us.round(),
+                "server_cpu_us_per_rotation": r.server_cpu_us.round(),
+            }));
+        }
+        for r in &self.rotation_runs {
+            lines.push(json!({
+                "kind": "rotation_round", "variant": r.variant.label(), "clients": r.clients,
                 "rotations_per_s": r.per_sec.round(), "p50_ms": ms(r.p50_us), "p99_ms": ms(r.p99_us),
                 "client_cpu_us_per_rotation": r.client_cpu_us.round(),
                 "server_cpu_us_per_rotation": r.server_cpu_us.round(),
