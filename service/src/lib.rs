@@ -7,12 +7,17 @@
 //!
 //! ```no_run
 //! use service::{Config, Error, Key, Keyring, RefreshService, SessionRef};
-//! use sea_orm::Database;
+//! use sea_orm::{ConnectOptions, Database};
+//! use std::time::Duration;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! // Connect as the least-privilege role from migration 7, never as the
 //! // table owner: `RefreshService::new` refuses roles that bypass RLS.
-//! let db = Database::connect("postgres://refresh_service:secret@localhost/app").await?;
+//! // Ping pooled connections only when idle for 30 s: sea-orm's default
+//! // pings on every checkout, a second round trip per rotation.
+//! let mut options = ConnectOptions::new("postgres://refresh_service:secret@localhost/app");
+//! options.test_before_acquire_if_idle_for(Duration::from_secs(30));
+//! let db = Database::connect(options).await?;
 //! // The secret comes from your secret store; 32+ random bytes.
 //! let keys = Keyring::new(Key::new("2026-12", vec![0x42; 32])?);
 //! let sessions = RefreshService::new(db, keys, Config::default()).await?;
