@@ -19,7 +19,6 @@ use service::Config;
 use crate::Env;
 use crate::report::RotationRow;
 use crate::rotation::{Variant, client_jti_sql};
-use crate::stats::summarize;
 
 /// The service's statement with its `$n` parameters renamed to pgbench
 /// variables, in the service's order (jti, user, version, idle, absolute,
@@ -192,19 +191,13 @@ pub fn summarize_log(log: &str) -> Result<RotationRow> {
     let end = counted.iter().map(|t| t.end_us).max().unwrap_or(0);
     let seconds = (end - start) as f64 / 1e6;
     let mut lat: Vec<u64> = counted.iter().map(|t| t.latency_us).collect();
-    let s = summarize(&mut lat);
-    Ok(RotationRow {
-        variant: Variant::PgbenchService,
-        clients: first.len(),
-        rotations: s.count as u64,
+    Ok(RotationRow::from_latencies(
+        Variant::PgbenchService,
+        first.len(),
+        &mut lat,
         seconds,
-        per_sec: s.count as f64 / seconds,
-        p50_us: s.p50_us,
-        p99_us: s.p99_us,
         total_rotations,
-        client_cpu_us: f64::NAN,
-        server_cpu_us: f64::NAN,
-    })
+    ))
 }
 
 #[cfg(test)]

@@ -35,6 +35,32 @@ pub struct RotationRow {
     pub server_cpu_us: f64,
 }
 
+impl RotationRow {
+    /// A row from per-call latencies measured over `seconds`; CPU figures are
+    /// filled in later by the caller that sampled `/proc`.
+    pub fn from_latencies(
+        variant: Variant,
+        clients: usize,
+        latencies_us: &mut [u64],
+        seconds: f64,
+        total_rotations: u64,
+    ) -> Self {
+        let s = crate::stats::summarize(latencies_us);
+        RotationRow {
+            variant,
+            clients,
+            rotations: s.count as u64,
+            seconds,
+            per_sec: s.count as f64 / seconds,
+            p50_us: s.p50_us,
+            p99_us: s.p99_us,
+            total_rotations,
+            client_cpu_us: f64::NAN,
+            server_cpu_us: f64::NAN,
+        }
+    }
+}
+
 /// Rotate and list at one table size.
 #[derive(Debug, Clone)]
 pub struct ScaleRow {

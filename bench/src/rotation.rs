@@ -19,7 +19,6 @@ use tokio::sync::Barrier;
 use uuid::Uuid;
 
 use crate::report::{Report, RotationRow};
-use crate::stats::summarize;
 use crate::{Env, Plan, cpu, default_pool, pgbench, pool, settle};
 
 /// The rotation benchmark's database.
@@ -385,19 +384,7 @@ async fn rust_run(
         .sum();
     let mut all: Vec<u64> = runs.into_iter().flat_map(|r| r.latencies_us).collect();
     let seconds = (end - start).as_secs_f64();
-    let s = summarize(&mut all);
-    let row = RotationRow {
-        variant,
-        clients,
-        rotations: s.count as u64,
-        seconds,
-        per_sec: s.count as f64 / seconds,
-        p50_us: s.p50_us,
-        p99_us: s.p99_us,
-        total_rotations,
-        client_cpu_us: f64::NAN,
-        server_cpu_us: f64::NAN,
-    };
+    let row = RotationRow::from_latencies(variant, clients, &mut all, seconds, total_rotations);
     Ok((row, sql))
 }
 

@@ -125,6 +125,20 @@ async fn execute_all(manager: &SchemaManager<'_>, statements: Vec<String>) -> Re
     Ok(())
 }
 
+/// SQL that creates a cluster-wide role unless it already exists.
+///
+/// Roles are shared by every database on the server, and another database
+/// may have created this one first, so an existing role is tolerated
+/// (race-free, unlike a NOT EXISTS check). Two databases migrating at the
+/// same moment race on pg_authid's unique index, which reports
+/// `unique_violation` rather than `duplicate_object`, so both are tolerated.
+pub(crate) fn create_role_if_missing(name: &str, attributes: &str) -> String {
+    format!(
+        "DO $$\nBEGIN\n    CREATE ROLE {name} {attributes};\n\
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN\n    NULL;\nEND\n$$"
+    )
+}
+
 /// Renders a sea-query schema statement as PostgreSQL SQL.
 pub(crate) fn pg<S: SchemaStatementBuilder>(statement: &S) -> String {
     statement.to_string(PostgresQueryBuilder)

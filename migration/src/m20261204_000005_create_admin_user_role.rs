@@ -1,21 +1,9 @@
 //! The `admin_user` role that the `admin_all_refresh_sessions` policy names.
 
 use crate::Change;
+use crate::change::create_role_if_missing;
 
 pub struct Migration;
-
-/// Roles are cluster-wide: another database on the same server may already
-/// have created it, so creation tolerates an existing role (race-free, unlike
-/// a NOT EXISTS check). Two databases migrating at the same moment race on
-/// pg_authid's unique index, which reports `unique_violation` rather than
-/// `duplicate_object`, so both are tolerated.
-const CREATE_ADMIN_USER: &str = r#"DO $$
-BEGIN
-    CREATE ROLE admin_user NOLOGIN;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;
-END
-$$"#;
 
 impl Change for Migration {
     fn name(&self) -> &'static str {
@@ -24,7 +12,7 @@ impl Change for Migration {
 
     fn up(&self) -> Vec<String> {
         vec![
-            CREATE_ADMIN_USER.to_owned(),
+            create_role_if_missing("admin_user", "NOLOGIN"),
             "GRANT USAGE ON SCHEMA auth TO admin_user".to_owned(),
             "GRANT SELECT, INSERT, UPDATE, DELETE ON auth.refresh_session TO admin_user".to_owned(),
         ]

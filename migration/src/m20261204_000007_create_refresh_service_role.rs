@@ -18,31 +18,14 @@
 //! owner's, so the service never needs to read users.
 
 use crate::Change;
+use crate::change::create_role_if_missing;
 
 pub struct Migration;
 
-/// Roles are cluster-wide and another database may have created them first,
-/// so creation tolerates existing roles (race-free, unlike a NOT EXISTS
-/// check). Two databases migrating at the same moment race on pg_authid's
-/// unique index, which reports `unique_violation` rather than
-/// `duplicate_object`, so both are tolerated. The attributes are spelled out
-/// so that an operator reading the migration sees every right the role does
-/// not have.
-const CREATE_REFRESH_SERVICE: &str = r#"DO $$
-BEGIN
-    CREATE ROLE refresh_service LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;
-END
-$$"#;
-
-const CREATE_REFRESH_MAINTENANCE: &str = r#"DO $$
-BEGIN
-    CREATE ROLE refresh_maintenance LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;
-END
-$$"#;
+/// Every right the login roles do not have, spelled out so that an operator
+/// reading the migration sees them.
+const LOGIN_ROLE_ATTRIBUTES: &str =
+    "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS";
 
 /// Rotates, or classifies why it could not, in one statement from the
 /// client's point of view (one round trip, one transaction).
@@ -154,8 +137,8 @@ impl Change for Migration {
 
     fn up(&self) -> Vec<String> {
         vec![
-            CREATE_REFRESH_SERVICE.to_owned(),
-            CREATE_REFRESH_MAINTENANCE.to_owned(),
+            create_role_if_missing("refresh_service", LOGIN_ROLE_ATTRIBUTES),
+            create_role_if_missing("refresh_maintenance", LOGIN_ROLE_ATTRIBUTES),
             // Only the maintenance role may pass the admin policy.
             GRANT_ADMIN_TO_MAINTENANCE.to_owned(),
             "GRANT USAGE ON SCHEMA auth TO refresh_service, refresh_maintenance".to_owned(),
