@@ -272,7 +272,10 @@ const SECTIONS: &[Section] = &[
 /// does not show, one section per kind of object.
 pub async fn snapshot<C: ConnectionTrait>(db: &C) -> Result<String, InspectError> {
     let mut out = String::new();
-    for section in SECTIONS {
+    for (index, section) in SECTIONS.iter().enumerate() {
+        if index > 0 {
+            out.push('\n'); // a blank line between sections, none at the end
+        }
         let rows = Line::find_by_statement(Statement::from_sql_and_values(
             db.get_database_backend(),
             section.sql,
@@ -287,7 +290,6 @@ pub async fn snapshot<C: ConnectionTrait>(db: &C) -> Result<String, InspectError
         for row in rows {
             let _ = writeln!(out, "{}", row.line);
         }
-        out.push('\n');
     }
     Ok(out)
 }

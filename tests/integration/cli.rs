@@ -1,13 +1,11 @@
 //! What `migration schema describe|check` rest on: the pure-Rust `\d+`
 //! renderer matches psql 18 byte for byte, and the committed structured
-//! snapshot (`spec/schema-snapshot.txt`, compiled into the CLI) matches a
+//! snapshot (`spec/schema-snapshot.snap`, compiled into the CLI) matches a
 //! freshly migrated database.
 
 use anyhow::Result;
 use sea_orm::ConnectionTrait;
 use tests::{TestDb, spec_describe};
-
-const SNAPSHOT_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/schema-snapshot.txt");
 
 fn psql_describe(db: &TestDb, table: &str) -> Result<String> {
     let psql = pg_provider::binaries()?.join("psql");
@@ -94,21 +92,20 @@ async fn features_the_renderer_does_not_print_are_refused_by_name() -> Result<()
     Ok(())
 }
 
-/// `schema check` compares with `spec/schema-snapshot.txt`; it must be what
-/// the migrations produce. After an intended schema change, regenerate it
-/// with `UPDATE_SPEC_SNAPSHOT=1 cargo test -p tests committed_schema_snapshot`.
+/// `schema check` compares with `spec/schema-snapshot.snap`; it must be what
+/// the migrations produce. It is an insta snapshot kept in `spec/`, so an
+/// intended schema change is reviewed with `cargo insta review` like every
+/// other snapshot.
 #[tokio::test]
 async fn committed_schema_snapshot_equals_a_freshly_migrated_database() -> Result<()> {
     let db = TestDb::new().await?;
     let live = schema_inspect::snapshot(&db.connect().await?).await?;
-    if std::env::var_os("UPDATE_SPEC_SNAPSHOT").is_some() {
-        std::fs::write(SNAPSHOT_FILE, &live)?;
-    }
-    let committed = std::fs::read_to_string(SNAPSHOT_FILE)?;
-    if let Some(diff) = schema_inspect::unified_diff(&committed, &live, "committed", "migrated") {
-        panic!(
-            "spec/schema-snapshot.txt is stale; rerun with UPDATE_SPEC_SNAPSHOT=1 after reviewing:\n{diff}"
-        );
-    }
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../spec"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!("schema-snapshot", live);
+    });
     Ok(())
 }

@@ -4,8 +4,9 @@
 //! Both use `schema_inspect::schema_text`, the same code the snapshot tests
 //! use. The expectation is compiled into the binary, so `check` needs no
 //! checkout and no psql: `spec/refresh_session.describe.txt` (psql 18's
-//! `\d+`, the specification) followed by `spec/schema-snapshot.txt` (the
-//! structured snapshot; a test keeps it equal to a freshly migrated database).
+//! `\d+`, the specification) followed by `spec/schema-snapshot.snap` (the
+//! structured snapshot, an insta snapshot that a test keeps equal to a
+//! freshly migrated database).
 
 use super::EXIT_DRIFT;
 use anyhow::{Context, Result};
@@ -13,7 +14,7 @@ use sea_orm_migration::sea_orm::DatabaseConnection;
 use std::process::ExitCode;
 
 const SPEC_DESCRIBE: &str = include_str!("../../../spec/refresh_session.describe.txt");
-const SPEC_SNAPSHOT: &str = include_str!("../../../spec/schema-snapshot.txt");
+const SPEC_SNAPSHOT: &str = include_str!("../../../spec/schema-snapshot.snap");
 
 /// The committed expectation, in `schema describe`'s format.
 pub fn expected() -> Result<String> {
@@ -24,7 +25,19 @@ pub fn expected() -> Result<String> {
                 .or_else(|| body.strip_suffix("```"))
         })
         .context("spec/refresh_session.describe.txt is not a ```sql fenced block")?;
-    Ok(schema_inspect::join_schema_text(describe, SPEC_SNAPSHOT))
+    let snapshot = snap_body(SPEC_SNAPSHOT)
+        .context("spec/schema-snapshot.snap has no insta header (---, …, ---)")?;
+    Ok(schema_inspect::join_schema_text(describe, &snapshot))
+}
+
+/// The content of an insta `.snap` file: what follows its `---` … `---`
+/// header, with the single final newline that [`schema_inspect::snapshot`]
+/// ends with (insta stores snapshots with trailing newlines trimmed).
+fn snap_body(snap: &str) -> Option<String> {
+    let after_open = snap.strip_prefix("---\n")?;
+    let close = after_open.find("\n---\n")?;
+    let body = &after_open[close + "\n---\n".len()..];
+    Some(format!("{}\n", body.trim_end()))
 }
 
 /// `schema describe`: the live schema on stdout.
@@ -46,7 +59,7 @@ pub async fn check(db: &DatabaseConnection) -> Result<ExitCode> {
     match schema_inspect::unified_diff(
         &expected,
         &actual,
-        "committed (spec/refresh_session.describe.txt + spec/schema-snapshot.txt)",
+        "committed (spec/refresh_session.describe.txt + spec/schema-snapshot.snap)",
         "live database (DATABASE_URL)",
     ) {
         None => {
@@ -67,5 +80,24 @@ pub async fn check(db: &DatabaseConnection) -> Result<ExitCode> {
             );
             Ok(ExitCode::from(EXIT_DRIFT))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snap_body;
+
+    #[test]
+    fn the_body_of_an_insta_snapshot_is_read_with_one_final_newline() {
+        let snap = "---\nsource: tests/integration/cli.rs\n---\n## Schema\nauth\n";
+        assert_eq!(snap_body(snap).as_deref(), Some("## Schema\nauth\n"));
+        assert_eq!(snap_body("## Schema\n"), None);
+    }
+
+    #[test]
+    fn the_committed_expectation_parses() {
+        let expected = super::expected().expect("spec files parse");
+        assert!(expected.contains("Table \"auth.refresh_session\""));
+        assert!(expected.contains("## Policies"));
     }
 }
