@@ -372,31 +372,39 @@ impl RefreshService {
             SessionRef::Jti(jti) => jti,
             SessionRef::Token(token) => self.keys.verify(token)?.jti,
         };
-        let txn = self.db.begin().await?;
-        act_as(&txn, user_id).await?;
-        let done = txn
-            .execute_raw(stmt(
+        let deleted = self
+            .execute_as(
+                user_id,
                 // No user_id filter on purpose: the delete_own policy is
                 // what keeps B away from A's session, and the tests prove it.
-                "DELETE FROM auth.refresh_session WHERE jti = $1",
-                vec![jti.into()],
-            ))
+                stmt(
+                    "DELETE FROM auth.refresh_session WHERE jti = $1",
+                    vec![jti.into()],
+                ),
+            )
             .await?;
-        txn.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(deleted > 0)
     }
 
     /// Ends every session of `user_id` (sign out everywhere, e.g. after a
     /// password change). Returns how many were deleted.
     pub async fn revoke_all(&self, user_id: i32) -> Result<u64, Error> {
-        let txn = self.db.begin().await?;
-        act_as(&txn, user_id).await?;
-        let done = txn
-            .execute_raw(stmt(
+        self.execute_as(
+            user_id,
+            stmt(
                 "DELETE FROM auth.refresh_session WHERE user_id = $1",
                 vec![user_id.into()],
-            ))
-            .await?;
+            ),
+        )
+        .await
+    }
+
+    /// Runs one statement in its own transaction acting as `user_id`, so the
+    /// own-row policies decide which rows it touches; returns rows affected.
+    async fn execute_as(&self, user_id: i32, statement: Statement) -> Result<u64, Error> {
+        let txn = self.db.begin().await?;
+        act_as(&txn, user_id).await?;
+        let done = txn.execute_raw(statement).await?;
         txn.commit().await?;
         Ok(done.rows_affected())
     }
